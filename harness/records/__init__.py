@@ -5,6 +5,7 @@
 
 from harness.records.io import (
     append_jsonl,
+    atomic_writer,
     encode_record,
     iter_jsonl,
     read_json,
@@ -29,7 +30,7 @@ from harness.records.records import (
 
 __all__ = [
     "EvalRecord", "ExperimentPaths", "RunPaths", "TrainTick", "append_eval", "append_jsonl",
-    "append_tick", "checkpoint_nimg", "collect_env", "describe_device", "encode_record",
+    "append_tick", "atomic_writer", "checkpoint_nimg", "collect_env", "describe_device", "encode_record",
     "git_state", "iter_jsonl", "package_versions", "read_evals", "read_json", "read_jsonl",
     "read_metrics", "write_atomic", "write_env", "write_json_atomic",
 ]

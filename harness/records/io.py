@@ -7,13 +7,14 @@ old or the new version, never half of each.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def _to_json_value(value: Any) -> Any:
@@ -102,19 +103,28 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> None:
-    """Replace `path` with `data` so that readers see the old or the new file, never a mix.
+    """Replace `path` with `data` so that readers see the old or the new file, never a mix."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    with atomic_writer(path) as handle:
+        handle.write(data)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file handle whose content replaces `path` only when the block ends normally.
 
     Writes a temporary file in the same directory, fsyncs it, renames it over `path` (atomic on
-    POSIX), then fsyncs the directory so the rename itself survives a power cut.
+    POSIX), then fsyncs the directory so the rename itself survives a power cut. On an exception
+    (or a kill) `path` keeps its old content and the temporary file is removed (or left as
+    `.<name>.*.tmp`, which no reader looks at).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
