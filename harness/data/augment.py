@@ -126,6 +126,8 @@ class AugmentPipe:
             raise ValueError(f"AugmentPipe needs float images [N, C, H, W] with H, W >= 2, got "
                              f"{images.dtype} {tuple(images.shape)}")
         N, _, H, W = images.shape
+        if self.p == 0:  # nothing can fire: skip the draws and the pixel work
+            return images, torch.zeros(N, self.augment_dim, device=images.device)
         params = self.draw(N, H, W, generator=generator, device=images.device)
         labels = self.labels(params, H, W)
         transform = AugmentTransform(params.xflip, params.yflip, self.matrix(params, H, W),

@@ -223,6 +223,7 @@ def _write_zip(dest: Path, names, images, meta_bytes: bytes) -> None:
             for name, image in zip(names, images):
                 z.writestr(name, encode_png(image))
             z.writestr(LABELS_FILE, meta_bytes)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it private; give it normal permissions
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -236,9 +237,16 @@ def _write_folder(dest: Path, names, images, meta_bytes: bytes) -> None:
             (tmp / name).parent.mkdir(exist_ok=True)
             (tmp / name).write_bytes(encode_png(image))
         (tmp / LABELS_FILE).write_bytes(meta_bytes)
+        os.chmod(tmp, 0o777 & ~_umask())
         if dest.exists():
             shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
         os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
