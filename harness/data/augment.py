@@ -162,12 +162,14 @@ class AugmentPipe:
         aniso_r = (uniform(n) * 2 - 1) * math.pi
         aniso_r = torch.where(uniform(n) < self.aniso_rotate_prob, aniso_r,
                               torch.zeros_like(aniso_r))
-        return AugmentParams(
-            xflip=gated("xflip", coin()).bool(), yflip=gated("yflip", coin()).bool(),
-            t_int=t_int.round(), scale_w=gated("scale", normal(n)),
-            theta=gated("rotate_frac", (uniform(n) * 2 - 1) * (math.pi * self.rotate_frac_max)),
-            aniso_w=gated("aniso", normal(n)), aniso_r=aniso_r,
-            t_frac_w=gated("translate_frac", normal(2, n)))
+        xflip, yflip = gated("xflip", coin()).bool(), gated("yflip", coin()).bool()
+        scale_w = gated("scale", normal(n))
+        theta = gated("rotate_frac", (uniform(n) * 2 - 1) * (math.pi * self.rotate_frac_max))
+        aniso_w = gated("aniso", normal(n))
+        aniso_r = torch.where(aniso_w != 0, aniso_r, torch.zeros_like(aniso_r))  # canonical
+        return AugmentParams(xflip=xflip, yflip=yflip, t_int=t_int.round(), scale_w=scale_w,
+                             theta=theta, aniso_w=aniso_w, aniso_r=aniso_r,
+                             t_frac_w=gated("translate_frac", normal(2, n)))
 
     # -- label <-> parameters ------------------------------------------------------------------
 
