@@ -1,0 +1,103 @@
+"""Integration with a real SLURM cluster (slurm/local-cluster.sh, started by slurm/with-cluster.sh):
+experiments submitted through submitit's SlurmExecutor as job arrays, a time-limit requeue that
+resumes from the checkpoint, a failing job's error in `harness status`, cancel.
+
+Skipped, with the reason, where no SLURM controller answers (see conftest.slurm_cluster).
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from submitit.core.utils import JobPaths
+
+from harness.cli import main
+from harness.launch import experiment_status
+from harness.records import RunPaths, read_jsonl
+from tests.test_launch import TOTAL_NIMG, failing_train, fake_train, launch, sleepy_train, \
+    submitted_lines, tiny_spec
+
+pytestmark = [pytest.mark.slurm]
+
+
+def sacct_states(job_ids: list[str]) -> dict[str, str]:
+    """JobID -> State of the allocations (not the steps) of `job_ids`, from the accounting DB."""
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)],
+                         capture_output=True, text=True, check=True).stdout
+    return dict(line.split("|", 1) for line in out.splitlines() if line)
+
+
+def wait_for_sacct(job_ids: list[str], predicate, timeout_s: float = 30) -> dict[str, str]:
+    """sacct rows arrive a few seconds after a job ends (slurmctld → slurmdbd is asynchronous)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        states = sacct_states(job_ids)
+        if predicate(states) or time.monotonic() > deadline:
+            return states
+        time.sleep(1)
+
+
+def slurm_spec(tmp_path: Path, **launch):
+    return tiny_spec(tmp_path, executor="slurm", profile="local", **launch)
+
+
+def test_experiment_runs_as_one_job_array_and_writes_records(slurm_cluster, tmp_path):
+    records = launch(slurm_spec(tmp_path), poll_s=1.0)
+    assert {r.state for r in records} == {"completed"}
+    array_ids = {r.job_id.split("_")[0] for r in records}
+    assert len(array_ids) == 1  # four jobs, one sbatch: an array
+    assert sorted(r.job_id.split("_")[1] for r in records) == ["0", "1", "2", "3"]
+    for r in records:
+        paths = RunPaths(r.run_dir)
+        assert read_jsonl(paths.metrics)[-1]["nimg"] == TOTAL_NIMG and paths.done.exists()
+        assert read_jsonl(paths.evals)[0]["metric"] == "fd-digits"
+    (submission_file,) = (tmp_path / "tiny" / "submitit").glob("*/*_submission.sh")
+    submission = submission_file.read_text()
+    assert "#SBATCH --partition=debug" in submission and "#SBATCH --array=0-3%2" in submission
+    states = wait_for_sacct([r.job_id for r in records], lambda s: len(s) == 4)
+    assert set(states.values()) == {"COMPLETED"}
+
+
+@pytest.mark.slow
+def test_time_limit_requeues_and_the_job_finishes_from_its_checkpoint(slurm_cluster, tmp_path):
+    # 8 steps of 4 s against a 1-minute limit: SLURM's USR2 (20-27 s after the start on this
+    # cluster) stops the loop at a checkpoint; the requeued job resumes there and finishes.
+    spec = slurm_spec(tmp_path, seeds=(0,), timeout_min=1, signal_delay_s=30)
+    slow = functools.partial(fake_train, step_s=4.0)
+    records = launch(spec, train_fn=slow, poll_s=1.0)
+    edm = next(r for r in records if r.variant == "edm")
+    assert edm.state == "completed"
+    attempts = read_jsonl(Path(edm.run_dir) / "attempts.jsonl")
+    starts = [a["start_nimg"] for a in attempts if "start_nimg" in a]
+    assert len(starts) >= 2 and starts[0] == 0 and 0 < starts[1] < TOTAL_NIMG
+    assert read_jsonl(RunPaths(edm.run_dir).metrics)[-1]["nimg"] == TOTAL_NIMG
+    # One submission per job: the requeue happened inside SLURM, under the same job id.
+    assert len(submitted_lines(tmp_path / "tiny")) == 2
+    log = JobPaths(edm.log_folder, job_id=edm.job_id).stdout.read_text()
+    assert "Requeued job" in log
+
+
+def test_failing_job_shows_its_error_in_status(slurm_cluster, tmp_path, capsys):
+    records = launch(slurm_spec(tmp_path, seeds=(1,)), train_fn=failing_train, poll_s=1.0)
+    assert {r.state for r in records} == {"failed"}
+    assert main(["status", str(tmp_path / "tiny")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    for line in lines[1:]:
+        assert " failed " in line and line.endswith("ValueError: loss diverged at 100 images")
+    states = wait_for_sacct([r.job_id for r in records], lambda s: len(s) == 2)
+    assert set(states.values()) == {"FAILED"}
+
+
+def test_cancel_cancels_queued_and_running_slurm_jobs(slurm_cluster, tmp_path):
+    records = launch(slurm_spec(tmp_path), train_fn=sleepy_train, wait=False)
+    assert {r.state for r in records} == {"pending"}
+    assert main(["cancel", str(tmp_path / "tiny")]) == 0
+    states = wait_for_sacct([r.job_id for r in records],
+                            lambda s: len(s) == 4 and all(v.startswith("CANCELLED") for v in s.values()))
+    assert all(v.startswith("CANCELLED") for v in states.values()), states
+    assert {r.state for r in experiment_status(tmp_path / "tiny")} == {"cancelled"}
