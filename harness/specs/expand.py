@@ -53,6 +53,20 @@ def expand(spec: ExperimentSpec) -> list[JobSpec]:
     return jobs
 
 
+def check_backbones(spec: ExperimentSpec, jobs: list[JobSpec]) -> None:
+    """Build each distinct backbone on the meta device (free), so that a network harness.nets
+    cannot build fails at load time, reported at the field that set it."""
+    from harness.specs.table import parameter_count
+
+    for job in jobs:
+        try:
+            parameter_count(job)
+        except SpecError as exc:
+            name = exc.field if exc.field in NetworkSpec.model_fields else ""
+            error = SpecError(f"network.{name}" if name else "network", spec_error_message(exc))
+            raise _Blame(job.variant, spec.variants[job.variant], job.overrides).rewrite(error) from None
+
+
 def grid_points(grid: dict[str, tuple[Any, ...]], kind: str) -> list[dict[str, Any]]:
     """The grid points that apply to a variant of `kind` ([{}] when there is no axis)."""
     axes = {axis: values for axis, values in grid.items() if axis_applies(axis, kind)}
@@ -70,9 +84,11 @@ def resolve_job(spec: ExperimentSpec, variant_name: str, seed: int, point: dict[
     blame = _Blame(variant_name, variant, point)
     grid = _split_point(point)
     training = {**spec.training.model_dump(), **(variant.training or {}), **grid["training"]}
+    dataset = _resolve_dataset({**spec.dataset.model_dump(), **grid["dataset"]})
     network = _resolve_network({**_set_fields(spec.network), **(variant.network or {}), **grid["network"]},
-                               training, blame)
-    dataset = _resolve_dataset({**spec.dataset.model_dump(), **grid["dataset"]}, network)
+                               training, dataset.get("resolution"), blame)
+    if dataset.get("use_labels") is None:
+        dataset["use_labels"] = bool(network.get("conditional"))
     raw = {
         "experiment": spec.name,
         "variant": variant_name,
@@ -109,7 +125,17 @@ def _set_fields(network: NetworkSpec) -> dict[str, Any]:
     return {k: v for k, v in network.model_dump().items() if v is not None}
 
 
-def _resolve_network(merged: dict[str, Any], training: dict[str, Any], blame: _Blame) -> dict[str, Any]:
+def arch_defaults(arch: str, img_resolution: int | None) -> dict[str, Any]:
+    """The backbone defaults of `arch` at this image size (the small net is sized per resolution)."""
+    from harness.nets import ARCH_DEFAULTS, small_defaults
+
+    if arch == "small" and isinstance(img_resolution, int):
+        return small_defaults(img_resolution)
+    return ARCH_DEFAULTS[arch]
+
+
+def _resolve_network(merged: dict[str, Any], training: dict[str, Any], img_resolution: int | None,
+                     blame: _Blame) -> dict[str, Any]:
     from harness.nets import ARCH_DEFAULTS
 
     merged = {k: v for k, v in merged.items() if v is not None}
@@ -120,7 +146,7 @@ def _resolve_network(merged: dict[str, Any], training: dict[str, Any], blame: _B
         except ValidationError as exc:
             raise blame.rewrite(to_spec_error(exc, NetworkSpec, prefix="network")) from None
         raise blame.rewrite(SpecError("network.arch", f"{arch!r} has no defaults in harness.nets.ARCH_DEFAULTS"))
-    defaults = ARCH_DEFAULTS[arch]
+    defaults = arch_defaults(arch, img_resolution)
     resolved: dict[str, Any] = {"arch": arch}
     for name in NetworkSpec.model_fields:
         if name in NETWORK_NON_ARCH_FIELDS:
@@ -145,15 +171,13 @@ def _positive(value: Any) -> bool:
         return False  # validation of training.augment_p reports it
 
 
-def _resolve_dataset(dataset: dict[str, Any], network: dict[str, Any]) -> dict[str, Any]:
+def _resolve_dataset(dataset: dict[str, Any]) -> dict[str, Any]:
     name = dataset.get("name")
     resolution, channels, classes = DATASET_GEOMETRY.get(name, (None, 3, 0))
     resolved = dict(dataset)
     resolved["resolution"] = dataset.get("resolution") or resolution
     resolved["channels"] = dataset.get("channels") or channels
     resolved["num_classes"] = classes if dataset.get("num_classes") is None else dataset["num_classes"]
-    if dataset.get("use_labels") is None:
-        resolved["use_labels"] = bool(network.get("conditional"))
     return resolved
 
 

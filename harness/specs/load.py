@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from harness.errors import HarnessError, SpecError
-from harness.specs.expand import expand
+from harness.specs.expand import check_backbones, expand
 from harness.specs.models import DatasetSpec, ExperimentSpec
 from harness.specs.overrides import apply_overrides, parse_overrides
 from harness.specs.validation import validate_model
@@ -36,7 +36,8 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = (), *,
     raw = apply_overrides(raw, parse_overrides(overrides), ExperimentSpec)
     spec = validate_model(ExperimentSpec, raw)
     check_dataset(spec.dataset, check_data)
-    expand(spec)  # every job must resolve: grid values, variant blocks, cross-field rules
+    # Every job must resolve (grid values, variant blocks, cross-field rules) and its backbone build.
+    check_backbones(spec, expand(spec))
     return spec
 
 
