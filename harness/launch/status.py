@@ -6,7 +6,6 @@ it once (one `sacct` for all SLURM jobs), and the run's own records settle the r
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import time
@@ -33,19 +32,27 @@ def _experiment(experiment_dir: str | Path) -> ExperimentPaths:
 
 
 def launcher_pid(exp: ExperimentPaths) -> int | None:
-    """The pid of a `harness run` that is launching or watching this experiment, if any."""
-    lock_path = exp.root / ".launch.lock"
-    if not lock_path.exists():
+    """The pid of a `harness run` that is launching or watching this experiment, if any.
+
+    The launcher writes its pid into the lock file while it holds the lock and empties it when
+    it lets go; a pid left by a killed launcher no longer names a live process. (Reading the
+    file instead of trying the lock keeps `status` from ever blocking a launcher.)
+    """
+    try:
+        text = (exp.root / ".launch.lock").read_text().strip()
+    except OSError:
         return None
-    with open(lock_path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            text = handle.read().strip()
-            return int(text) if text.isdigit() else -1
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return None
+    if not text.isdigit() or not _alive(int(text)):
+        return None
+    return int(text)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie has exited already
 
 
 def experiment_status(experiment_dir: str | Path) -> list[JobRecord]:
@@ -115,11 +122,7 @@ def _is_harness_run(pid: int) -> bool:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
         return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[-1].split()[0] == "Z":  # exited, not yet reaped by its parent
-            return False
-    except OSError:
+    if not _alive(pid):
         return False
     is_harness = any(a == "harness" or a.endswith("/harness") for a in args)
     return is_harness and "run" in args
