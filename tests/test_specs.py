@@ -4,8 +4,6 @@ into jobs with stable run_ids, YAML round trips, and the presets in experiments/
 from __future__ import annotations
 
 import json
-import os
-import textwrap
 from pathlib import Path
 
 import pytest

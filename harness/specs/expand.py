@@ -5,7 +5,8 @@ as the product of the axes as written (last axis fastest); within a point the se
 
 A job is built in layers, each later one winning: the experiment's sections, the variant's
 `network:` / `training:` blocks and parameters, the grid point. Then the unset network fields
-take `harness.nets.ARCH_DEFAULTS[arch]`, the dataset its native geometry, the metric its
+take the architecture's defaults (`harness.nets.ARCH_DEFAULTS[arch]`; for the small net
+`small_defaults(resolution)`, sized per image size), the dataset its native geometry, the metric its
 'auto' choice, and the result is validated as a `JobSpec`. An error is reported at the field
 the user wrote (`grid.training.lr`, `variants.vp.network.channel_mult`, `training.batch`).
 
@@ -19,6 +20,8 @@ from __future__ import annotations
 import itertools
 import re
 from typing import Any
+
+from pydantic import ValidationError
 
 from harness.errors import SpecError
 from harness.specs.models import (
@@ -34,8 +37,6 @@ from harness.specs.models import (
     is_fdm_kind,
 )
 from harness.specs.validation import spec_error_message, to_spec_error
-
-from pydantic import ValidationError
 
 
 def expand(spec: ExperimentSpec) -> list[JobSpec]:

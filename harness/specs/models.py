@@ -17,7 +17,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.diffusion import KINDS, base_kind
 from harness.errors import SpecError, did_you_mean
@@ -157,7 +157,8 @@ class DatasetSpec(Spec):
 
 
 class NetworkSpec(Spec):
-    """The backbone. Unset (None) fields take `harness.nets.ARCH_DEFAULTS[arch]` in the job.
+    """The backbone. Unset (None) fields take the architecture's defaults in the job
+    (`harness.nets.ARCH_DEFAULTS[arch]`; the small net's `small_defaults(resolution)`).
 
     The field names are `harness.nets.build_backbone`'s keyword arguments. `augment_dim`
     defaults to 9 when `training.augment_p > 0` (EDM's augmentation labels), else 0;

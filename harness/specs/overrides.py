@@ -17,8 +17,9 @@ from pydantic import BaseModel
 
 from harness.errors import SpecError
 from harness.specs.models import DottedKeys, PatchOf
-from harness.specs.validation import _unwrap, qualified_hint
+from harness.specs.validation import unwrap_annotation, qualified_hint
 from harness.specs.yamlio import parse_scalar
+
 
 def parse_overrides(items: Iterable[str]) -> list[tuple[str, Any]]:
     """['a.b=1', ...] → [('a.b', 1), ...]; the same key twice with different values is an error."""
@@ -61,7 +62,7 @@ def override_path(key: str, model: type[BaseModel], raw: dict[str, Any]) -> list
     annotation: Any = model
     node: Any = raw
     for i, part in enumerate(parts):
-        target = _unwrap(annotation)
+        target = unwrap_annotation(annotation)
         parent = ".".join(path) + "." if path else ""
         if isinstance(target, type) and issubclass(target, BaseModel):
             fields = target.model_fields
@@ -76,7 +77,7 @@ def override_path(key: str, model: type[BaseModel], raw: dict[str, Any]) -> list
         elif typing.get_origin(target) is dict:
             value_type = typing.get_args(target)[1]
             existing = node if isinstance(node, dict) else {}
-            if _unwrap(value_type) is not Any and part not in existing:
+            if unwrap_annotation(value_type) is not Any and part not in existing:
                 raise SpecError(key, f"no entry '{parent}{part}'{qualified_hint(part, existing, parent)}"
                                      f" (existing: {', '.join(existing) or 'none'})")
             path.append(part)

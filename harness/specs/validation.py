@@ -125,12 +125,12 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
         current = _step(current, part)
         if current is None:
             return []
-    current = _unwrap(current)
+    current = unwrap_annotation(current)
     return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
 
 
 def _step(annotation: Any, part: Any) -> Any:
-    annotation = _unwrap(annotation)
+    annotation = unwrap_annotation(annotation)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         info = annotation.model_fields.get(part) if isinstance(part, str) else None
         return info.annotation if info is not None else None
@@ -142,7 +142,7 @@ def _step(annotation: Any, part: Any) -> Any:
     return None
 
 
-def _unwrap(annotation: Any) -> Any:
+def unwrap_annotation(annotation: Any) -> Any:
     """Strip Optional[...] and Annotated[...] down to the type that carries fields."""
     while True:
         origin = typing.get_origin(annotation)
