@@ -190,7 +190,7 @@ class _Broken:
 
 def test_multi_tracker_survives_a_failing_mirror_but_not_failing_records(tmp_path, caplog):
     recording = RecordingTracker()
-    multi = MultiTracker([JsonlTracker(RunPaths(tmp_path)), _Broken(), recording])
+    multi = MultiTracker([JsonlTracker(RunPaths(tmp_path)), _Broken(), recording], required=1)
     with caplog.at_level(logging.WARNING, logger="harness.tracking"):
         multi.start("r", "g", "edm", {})
         multi.log({"loss": 2.0}, step=64)
@@ -199,7 +199,7 @@ def test_multi_tracker_survives_a_failing_mirror_but_not_failing_records(tmp_pat
     assert read_metrics(tmp_path) == [{"nimg": 64, "loss": 2.0}]
     assert any("_Broken.log failed" in r.getMessage() for r in caplog.records)
     with pytest.raises(OSError, match="log broke"):
-        MultiTracker([_Broken(), recording]).log({"loss": 1.0}, step=1)
+        MultiTracker([_Broken(), recording], required=1).log({"loss": 1.0}, step=1)
 
 
 def test_progress_prints_plain_lines_in_batch_jobs_and_a_bar_on_a_terminal():

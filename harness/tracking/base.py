@@ -87,19 +87,21 @@ class RecordingTracker:
 class MultiTracker:
     """Forwards every call to each tracker in order.
 
-    A failing mirror must not take the others down: an exception from any tracker but the first
-    (the records) is logged as a warning and the call goes on to the rest.
+    The first `required` trackers are the records: their failures propagate. A failing mirror
+    (any later tracker) must not take the others down: its exception is logged as a warning and
+    the call goes on to the rest.
     """
 
-    def __init__(self, trackers: Sequence[Tracker]):
+    def __init__(self, trackers: Sequence[Tracker], *, required: int = 0):
         self.trackers = list(trackers)
+        self.required = required
 
     def _each(self, method: str, *args: Any, **kwargs: Any) -> None:
         for index, tracker in enumerate(self.trackers):
             try:
                 getattr(tracker, method)(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - a mirror's failure is reported, not fatal
-                if index == 0:
+                if index < self.required:
                     raise
                 log.warning("tracker %s.%s failed (%s: %s); training continues",
                             type(tracker).__name__, method, type(exc).__name__, exc)
