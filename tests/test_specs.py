@@ -114,6 +114,14 @@ BAD_SPECS = [
      "grid.training.lr", ["-1 must be > 0"]),
     ("unreachable nfe", ("nfe: [9]", "nfe: [10]"), (),
      "evaluation.samplers[0].nfe", ["no step count gives NFE 10"]),
+    ("boolean where an integer belongs", ("  batch: 32", "  batch: true"), (),
+     "training.batch", ["True is not an integer"]),
+    ("misspelt section is unknown, not missing", ("training:", "trainig:"), (),
+     "trainig", ["unknown field 'trainig'; did you mean 'training'?"]),
+    ("grid axis without its section", ("seeds: [0, 1]", "seeds: [0, 1]\ngrid:\n  lr: [1.0e-3]"), (),
+     "grid.lr", ["did you mean 'training.lr'?"]),
+    ("yaml boolean for a word", None, ("tracking.wandb.mode=on",),
+     "tracking.wandb.mode", ["True is not one of offline, online, disabled", "quote the word"]),
 ]
 
 

@@ -24,11 +24,16 @@ from harness.errors import SpecError, did_you_mean
 from harness.specs.validation import qualified_hint, validate_model
 from harness.specs.yamlio import dump_yaml, parse_yaml
 
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegativeFloat = Annotated[float, Field(ge=0)]
-Probability = Annotated[float, Field(ge=0, le=1)]
+# Strict scalars: YAML already gives numbers and booleans their types, so `batch: true` or
+# `batch: 32.5` is a mistake to report, not a value to coerce (pydantic's lax mode takes both).
+Int = Annotated[int, Field(strict=True)]
+Float = Annotated[float, Field(strict=True)]  # an int is still accepted (1 → 1.0)
+Bool = Annotated[bool, Field(strict=True)]
+PositiveInt = Annotated[int, Field(gt=0, strict=True)]
+NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]
+PositiveFloat = Annotated[float, Field(gt=0, strict=True)]
+NonNegativeFloat = Annotated[float, Field(ge=0, strict=True)]
+Probability = Annotated[float, Field(ge=0, le=1, strict=True)]
 
 Kind = Literal[KINDS]  # type: ignore[valid-type]  # one Literal of harness.diffusion.KINDS
 DatasetName = Literal["digits", "mnist", "fashion-mnist", "cifar10", "ffhq-64", "afhqv2-64", "zip", "folder"]
@@ -132,7 +137,7 @@ class DatasetSpec(Spec):
     resolution: PositiveInt | None = None
     channels: PositiveInt | None = None
     num_classes: NonNegativeInt | None = None
-    use_labels: bool | None = None
+    use_labels: Bool | None = None
     max_images: PositiveInt | None = None
 
     @model_validator(mode="after")
@@ -178,8 +183,15 @@ class NetworkSpec(Spec):
     encoder_type: Literal["standard", "skip", "residual"] | None = None
     decoder_type: Literal["standard", "skip"] | None = None
     resample_filter: tuple[PositiveInt, ...] | None = Field(None, min_length=1)
-    augment_dim: Literal[0, 9] | None = None
-    conditional: bool = False
+    augment_dim: Int | None = None
+    conditional: Bool = False
+
+    @field_validator("augment_dim")
+    @classmethod
+    def _augment_dim(cls, augment_dim: int | None) -> int | None:
+        if augment_dim not in (None, 0, 9):
+            raise ValueError(f"{augment_dim} must be 0 or 9 (EDM's 9 augmentation labels)")
+        return augment_dim
 
 
 # Fields that are not backbone keyword arguments of the architecture.
@@ -235,15 +247,15 @@ class TrainingSpec(Spec):
     ema_rampup_ratio: PositiveFloat | None = 0.05
     augment_p: Probability = 0.0
     precision: Literal["fp32", "tf32", "bf16", "fp16"] = "fp32"
-    channels_last: bool = False
-    compile: bool = False
-    fused_optimizer: bool = False
+    channels_last: Bool = False
+    compile: Bool = False
+    fused_optimizer: Bool = False
     tick_kimg: PositiveFloat = 50.0
     checkpoint_kimg: PositiveFloat = 1000.0
     snapshot_kimg: PositiveFloat = 10000.0
     keep_checkpoints: PositiveInt = 2
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    grad_nan_to_num: bool = True
+    grad_nan_to_num: Bool = True
     num_threads: PositiveInt | None = None
 
     @model_validator(mode="after")
@@ -334,7 +346,7 @@ class EvaluationSpec(Spec):
     samplers: tuple[SamplerSpec, ...] = Field(
         default=(SamplerSpec(name="heun", nfe=(35,)),), min_length=1)
     at: Literal["snapshots", "final"] = "snapshots"
-    inline: bool = True
+    inline: Bool = True
     inception_path: str | None = None
     seed_offset: NonNegativeInt = 0
 
@@ -415,6 +427,16 @@ def grid_fields() -> list[str]:
     return [f for f in fields if f not in _NOT_GRIDDABLE]
 
 
+def _grid_hint(axis: str, known: list[str]) -> str:
+    """Nearest job field, matched on the field name within its section ('training.lr_rampup_kimg'
+    → 'training.lr_rampup_mimg'), else on the name alone ('lr' → 'training.lr')."""
+    section, _, leaf = axis.rpartition(".")
+    same_section = {f.split(".", 1)[1]: f for f in known if f.split(".", 1)[0] == section}
+    candidates = same_section or {f.split(".", 1)[1]: f for f in known}
+    match = re.search(r"'(.*)'", did_you_mean(leaf, candidates))
+    return f"; did you mean '{candidates[match.group(1)]}'?" if match else ""
+
+
 def _slug(value: str, what: str) -> str:
     if not _SLUG_RE.match(value):
         raise ValueError(f"{value!r} is not a valid {what}: use lowercase letters, digits, '-', '_' "
@@ -437,7 +459,7 @@ class ExperimentSpec(Spec):
     network: NetworkSpec
     training: TrainingSpec
     variants: dict[str, VariantSpec] = Field(min_length=1)
-    seeds: tuple[int, ...] = Field(min_length=1)
+    seeds: tuple[Int, ...] = Field(min_length=1)
     grid: Annotated[dict[str, Annotated[tuple[Any, ...], Field(min_length=1)]], DottedKeys()] = Field(
         default_factory=dict)
     evaluation: EvaluationSpec = EvaluationSpec()
@@ -466,8 +488,7 @@ class ExperimentSpec(Spec):
         known = grid_fields()
         for axis in self.grid:
             if axis not in known:
-                hint = (" (vary the kind through variants)" if axis in _NOT_GRIDDABLE
-                        else did_you_mean(axis, known))
+                hint = " (vary the kind through variants)" if axis in _NOT_GRIDDABLE else _grid_hint(axis, known)
                 raise SpecError(f"grid.{axis}", f"unknown job field '{axis}'{hint}")
             values = self.grid[axis]
             repeated = next((v for i, v in enumerate(values) if v in values[:i]), _NONE)
@@ -510,7 +531,7 @@ class JobSpec(Spec):
 
     experiment: str
     variant: str
-    seed: int
+    seed: Int
     overrides: dict[str, Any] = Field(default_factory=dict)
     dataset: DatasetSpec
     network: NetworkSpec

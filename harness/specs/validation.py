@@ -30,7 +30,10 @@ def validate_model(model: type[BaseModel], data: Any, *, prefix: str = ""):
 
 
 def to_spec_error(exc: ValidationError, model: type[BaseModel], *, prefix: str = "") -> SpecError:
-    error = exc.errors(include_url=False)[0]
+    errors = exc.errors(include_url=False)
+    # An unknown field is reported before anything else: a misspelt key ('trainig') also makes
+    # the real one missing, and the misspelling is what the user has to fix.
+    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(error["loc"])
     field = join_path(prefix, dotted(loc))
     cause = (error.get("ctx") or {}).get("error")
@@ -82,6 +85,8 @@ def _message(error: dict[str, Any], model: type[BaseModel], loc: tuple[Any, ...]
         choices = re.findall(r"'([^']*)'|(\d+)", ctx.get("expected", ""))
         choices = [a or b for a, b in choices]
         hint = did_you_mean(str(value), choices) if isinstance(value, str) else ""
+        if isinstance(value, bool):  # YAML 1.1 reads on/off/yes/no as booleans
+            hint = " (YAML reads unquoted on/off/yes/no as true/false; quote the word)"
         return f"{_show(value)} is not one of {', '.join(choices)}{hint}"
     comparisons = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"),
                    "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}
