@@ -8,6 +8,7 @@ Skipped, with the reason, where no SLURM controller answers (see conftest.slurm_
 from __future__ import annotations
 
 import functools
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -17,11 +18,13 @@ from submitit.core.utils import JobPaths
 
 from harness.cli import main
 from harness.launch import experiment_status
-from harness.records import RunPaths, read_jsonl
+from harness.records import RunPaths, read_jsonl, read_metrics
 from tests.test_launch import TOTAL_NIMG, failing_train, fake_train, launch, sleepy_train, \
     submitted_lines, tiny_spec
 
 pytestmark = [pytest.mark.slurm]
+
+REAL_NIMG = 200  # the real training job: 4 steps of 50 images
 
 
 def sacct_states(job_ids: list[str]) -> dict[str, str]:
@@ -45,21 +48,33 @@ def slurm_spec(tmp_path: Path, **launch):
     return tiny_spec(tmp_path, executor="slurm", profile="local", **launch)
 
 
-def test_experiment_runs_as_one_job_array_and_writes_records(slurm_cluster, tmp_path):
-    records = launch(slurm_spec(tmp_path), poll_s=1.0)
+def test_experiment_runs_the_real_training_as_one_job_array_and_writes_records(slurm_cluster, tmp_path):
+    spec = slurm_spec(tmp_path, seeds=(0,), total_nimg=REAL_NIMG)
+    records = launch(spec, train_fn=None, poll_s=1.0)  # None: harness.train.train
     assert {r.state for r in records} == {"completed"}
     array_ids = {r.job_id.split("_")[0] for r in records}
-    assert len(array_ids) == 1  # four jobs, one sbatch: an array
-    assert sorted(r.job_id.split("_")[1] for r in records) == ["0", "1", "2", "3"]
+    assert len(array_ids) == 1  # two jobs, one sbatch: an array
+    assert sorted(r.job_id.split("_")[1] for r in records) == ["0", "1"]
     for r in records:
         paths = RunPaths(r.run_dir)
-        assert read_jsonl(paths.metrics)[-1]["nimg"] == TOTAL_NIMG and paths.done.exists()
+        assert read_metrics(paths)[-1]["nimg"] == REAL_NIMG and paths.done.exists()
+        assert json.loads(paths.env.read_text())["slurm_job_id"] is not None
         assert read_jsonl(paths.evals)[0]["metric"] == "fd-digits"
     (submission_file,) = (tmp_path / "tiny" / "submitit").glob("*/*_submission.sh")
     submission = submission_file.read_text()
-    assert "#SBATCH --partition=debug" in submission and "#SBATCH --array=0-3%2" in submission
-    states = wait_for_sacct([r.job_id for r in records], lambda s: len(s) == 4)
+    assert "#SBATCH --partition=debug" in submission and "#SBATCH --array=0-1%2" in submission
+    states = wait_for_sacct([r.job_id for r in records], lambda s: len(s) == 2)
     assert set(states.values()) == {"COMPLETED"}
+
+
+@pytest.mark.slow
+def test_two_tasks_per_node_train_one_run_data_parallel(slurm_cluster, tmp_path):
+    spec = slurm_spec(tmp_path, seeds=(0,), variants=("edm",), total_nimg=REAL_NIMG, tasks_per_node=2)
+    (record,) = launch(spec, train_fn=None, poll_s=1.0)
+    assert record.state == "completed" and record.nimg == REAL_NIMG
+    assert json.loads(RunPaths(record.run_dir).env.read_text())["world_size"] == 2
+    (submission_file,) = (tmp_path / "tiny" / "submitit").glob("*/*_submission.sh")
+    assert "#SBATCH --ntasks-per-node=2" in submission_file.read_text()
 
 
 @pytest.mark.slow
@@ -96,7 +111,13 @@ def test_cancel_cancels_queued_and_running_slurm_jobs(slurm_cluster, tmp_path):
     records = launch(slurm_spec(tmp_path), train_fn=sleepy_train, wait=False)
     assert {r.state for r in records} == {"pending"}
     assert main(["cancel", str(tmp_path / "tiny")]) == 0
-    states = wait_for_sacct([r.job_id for r in records],
-                            lambda s: len(s) == 4 and all(v.startswith("CANCELLED") for v in s.values()))
-    assert all(v.startswith("CANCELLED") for v in states.values()), states
-    assert {r.state for r in experiment_status(tmp_path / "tiny")} == {"cancelled"}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        states = {r.state for r in experiment_status(tmp_path / "tiny")}
+        if states == {"cancelled"}:
+            break
+        time.sleep(1)
+    assert states == {"cancelled"}
+    # Array tasks that had not started are accounted under the array's own id.
+    array_id = records[0].job_id.split("_")[0]
+    assert all(v.startswith("CANCELLED") for v in sacct_states([array_id]).values())

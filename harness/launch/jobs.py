@@ -42,10 +42,19 @@ class SubmititView:
     def state(self) -> str | None:
         if hasattr(self.job, "_submission"):  # in-process: waiting on it runs it
             self.job.done()
-        state = scheduler_state(self.job.state)
+        state = scheduler_state(self._raw_state())
         if state is None and time.time() - self.submitted_at < SCHEDULER_GRACE_S:
             return "pending"
         return state
+
+    def _raw_state(self) -> str:
+        raw = self.job.state
+        if raw.upper() == "UNKNOWN" and isinstance(self.job, submitit.SlurmJob) and "_" in self.job_id:
+            # Array tasks that never started have no row of their own in sacct: SLURM reports
+            # them under the array's own id (e.g. "35|CANCELLED" for a cancelled 35_[2-3]).
+            array_id = self.job_id.split("_", 1)[0]
+            raw = self.job.watcher.get_info(array_id, mode="cache").get("State") or raw
+        return raw
 
     def cancel(self) -> None:
         self.job.cancel(check=False)

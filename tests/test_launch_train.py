@@ -1,0 +1,70 @@
+"""Launching the real training job (harness.train.train) on a tiny digits experiment: the
+records it writes through the launcher, and the relaunch acceptance with a killed run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.launch import experiment_status
+from harness.records import ExperimentPaths, RunPaths, read_jsonl, read_metrics
+from tests.test_launch import launch, submitted_lines, tiny_spec
+
+TOTAL_NIMG = 200  # 4 steps of 50 images, a checkpoint every 100
+
+
+def test_debug_launch_of_the_real_training_job_writes_complete_records(tmp_path):
+    spec = tiny_spec(tmp_path, seeds=(0,), variants=("edm",), total_nimg=TOTAL_NIMG)
+    (record,) = launch(spec, train_fn=None)  # None: harness.train.train
+    assert record.state == "completed" and record.nimg == TOTAL_NIMG
+    paths = RunPaths(record.run_dir)
+    assert json.loads(paths.done.read_text())["nimg"] == TOTAL_NIMG
+    assert [t["nimg"] for t in read_metrics(paths)][-1] == TOTAL_NIMG
+    assert [n for n, _ in paths.list_checkpoints()][-1] == TOTAL_NIMG
+    assert (paths.root / "finished.json").exists() and not (paths.root / "error.json").exists()
+    # A relaunch finds the run complete and submits nothing.
+    (again,) = launch(spec, train_fn=None)
+    assert again.state == "completed" and len(submitted_lines(tmp_path / "tiny")) == 1
+
+
+@pytest.mark.slow
+def test_relaunch_with_a_run_killed_in_between_ends_with_one_complete_run_per_job(tmp_path):
+    spec = tiny_spec(tmp_path, executor="local", seeds=(0,), max_concurrent=2, total_nimg=TOTAL_NIMG)
+    records = launch(spec, train_fn=None, wait=False)
+    exp = ExperimentPaths(tmp_path / "tiny")
+    victim = RunPaths(records[0].run_dir)
+    deadline = time.time() + 120
+    while not victim.list_checkpoints() and time.time() < deadline:
+        time.sleep(0.2)
+    assert victim.list_checkpoints(), "no checkpoint within 120 s"
+    _kill_job(int(records[0].job_id))
+    assert {r.run_id: r.state for r in experiment_status(exp.root)}[victim.run_id] == "interrupted"
+    resume_nimg = victim.list_checkpoints()[-1][0]
+    records = launch(spec, train_fn=None, poll_s=0.5)
+    assert {r.state for r in records} == {"completed"}
+    assert sorted(p.run_id for p in exp.list_runs()) == sorted(r.run_id for r in records)
+    assert all(r.nimg == TOTAL_NIMG for r in records)
+    env = json.loads(victim.env.read_text())
+    assert len(env["previous_starts"]) == 1  # trained in two starts: the second one resumed
+    # Resumed, not restarted: the ticks up to the checkpoint were written once, by the first start.
+    ticks = [line["nimg"] for line in read_jsonl(victim.metrics)]
+    before = [n for n in ticks if n <= resume_nimg]
+    assert 0 < resume_nimg < TOTAL_NIMG and len(before) == len(set(before)) == resume_nimg // 50
+    per_run: dict[str, int] = {}
+    for line in submitted_lines(exp.root):
+        per_run[line["run_id"]] = per_run.get(line["run_id"], 0) + 1
+    assert per_run == {records[0].run_id: 2, records[1].run_id: 1}
+
+
+def _kill_job(controller_pid: int) -> None:
+    """SIGKILL a local job's controller and its task, as a node failure would."""
+    children = Path(f"/proc/{controller_pid}/task/{controller_pid}/children").read_text().split()
+    os.kill(controller_pid, signal.SIGKILL)
+    for pid in children:
+        os.kill(int(pid), signal.SIGKILL)
+    time.sleep(0.5)
