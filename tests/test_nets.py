@@ -324,3 +324,64 @@ def test_small_net_learns_to_denoise_digits():
         opt.step()
     with torch.no_grad():
         assert float(loss()) < 0.6 * before  # 0.51 measured
+
+
+# ------------------------------------------------------------------------------- denoiser
+
+FDM_PARAMS = dict(damping=0.8, multiplier=2.0, beta_min=0.2, beta_d=15.0, sigma_data=0.6)
+
+
+@pytest.mark.parametrize("kind", diffusion.KINDS)
+def test_denoiser_is_c_skip_x_plus_c_out_times_backbone_of_c_in_x(kind):
+    net = small_net().eval()
+    denoiser = Denoiser(net, kind=kind, label_dim=10, **FDM_PARAMS)
+    x, sigma = torch.randn(3, 1, 8, 8), torch.tensor([0.05, 1.0, 20.0])
+    y, a = one_hot([1, 2, 3]), torch.randn(3, 9)
+    c_skip, c_out, c_in, c_noise = diffusion.scalings(kind, sigma.reshape(3, 1, 1, 1), **FDM_PARAMS)
+    expected = c_skip * x + c_out * net(c_in * x, c_noise.flatten(), y, a)
+    torch.testing.assert_close(denoiser(x, sigma, y, a), expected, rtol=1e-5, atol=1e-6)
+    assert (denoiser.kind, (denoiser.sigma_min, denoiser.sigma_max)) == (kind, diffusion.sigma_range(kind))
+
+
+def test_denoiser_accepts_a_scalar_sigma_for_the_whole_batch():
+    denoiser = Denoiser(small_net(label_dim=0, augment_dim=0).eval(), kind="fdm-vp", multiplier=2.0)
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(denoiser(x, 3.0), denoiser(x, torch.full((2,), 3.0)))
+    torch.testing.assert_close(denoiser(x, torch.tensor(3.0)), denoiser(x, torch.full((2,), 3.0)))
+
+
+def test_fdm_denoiser_differs_from_its_baseline_only_through_c_in():
+    net = small_net(label_dim=0, augment_dim=0).eval()
+    x, sigma = torch.randn(2, 1, 8, 8), torch.tensor([0.5, 5.0])
+    fdm = Denoiser(net, kind="fdm-edm", multiplier=2.0)(x, sigma)
+    base = Denoiser(net, kind="edm")(x, sigma)
+    c_skip, c_out, _, c_noise = diffusion.scalings("edm", sigma.reshape(2, 1, 1, 1))
+    gamma = diffusion.fdm_input_scale("fdm-edm", sigma, multiplier=2.0).float().reshape(2, 1, 1, 1)
+    torch.testing.assert_close(fdm, c_skip * x + c_out * net(gamma * x, c_noise.flatten()))
+    assert (fdm - base).abs().max() > 1e-3
+
+
+def test_denoiser_returns_float32_under_bf16_autocast():
+    net = small_net(label_dim=0, augment_dim=0).eval()
+    denoiser = Denoiser(net, kind="edm")
+    x, sigma = torch.randn(2, 1, 8, 8), torch.tensor([0.3, 3.0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = denoiser(x, sigma)
+        assert net(x, torch.zeros(2)).dtype == torch.bfloat16  # the backbone does run in bf16
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, denoiser(x, sigma), rtol=0.05, atol=0.05)
+
+
+def test_unconditional_denoiser_ignores_class_labels():
+    net = small_net(label_dim=0, augment_dim=0).eval()
+    denoiser = Denoiser(net, kind="ve")
+    x, sigma = torch.randn(2, 1, 8, 8), torch.tensor([0.5, 5.0])
+    torch.testing.assert_close(denoiser(x, sigma, one_hot([1, 2])), denoiser(x, sigma))
+
+
+def test_denoiser_rejects_an_unknown_kind_and_a_bad_fdm_parameter():
+    net = small_net(label_dim=0, augment_dim=0)
+    with pytest.raises(ValueError, match="kind must be one of vp, ve, edm, fdm-vp, fdm-ve, fdm-edm"):
+        Denoiser(net, kind="fdm")
+    with pytest.raises(ValueError, match="multiplier"):
+        Denoiser(net, kind="fdm-edm", multiplier=-1.0)
