@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli import main
 from harness.launch import experiment_status
 from harness.records import ExperimentPaths, RunPaths, read_jsonl, read_metrics
 from tests.test_launch import launch, submitted_lines, tiny_spec
@@ -68,3 +69,28 @@ def _kill_job(controller_pid: int) -> None:
     for pid in children:
         os.kill(int(pid), signal.SIGKILL)
     time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_detached_local_launch_feeds_jobs_from_a_background_launcher_that_cancel_stops(tmp_path):
+    spec = tiny_spec(tmp_path, executor="local", seeds=(0,), max_concurrent=1, total_nimg=2000)
+    records = launch(spec, train_fn=None, wait=False)  # 2 jobs, 1 slot: a background launcher
+    assert {r.state for r in records} == {"queued"}
+    launcher = records[0].extra["launcher_pid"]
+    exp = tmp_path / "tiny"
+    deadline, states = time.time() + 90, []
+    while time.time() < deadline and sorted(states) != ["queued", "running"]:
+        time.sleep(0.5)
+        states = [r.state for r in experiment_status(exp)]
+    assert sorted(states) == ["queued", "running"]  # one slot busy, the other job waits
+    assert main(["cancel", str(exp)]) == 0
+    deadline = time.time() + 30
+    while time.time() < deadline and {r.state for r in experiment_status(exp)} != {"cancelled"}:
+        time.sleep(0.5)
+    assert {r.state for r in experiment_status(exp)} == {"cancelled"}
+    assert not Path(f"/proc/{launcher}").exists() or _zombie(launcher)
+    assert len(submitted_lines(exp)) == 1  # the queued job was never started
+
+
+def _zombie(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z"

@@ -35,6 +35,8 @@ from harness.launch.state import (
 )
 from harness.records import ExperimentPaths, RunPaths, write_atomic
 
+LOCK_FILE = ".launch.lock"  # holds the pid of the launcher while it runs
+
 # Seconds between two looks at the jobs while waiting.
 POLL_S = {"debug": 0.0, "local": 1.0, "slurm": 3.0}
 
@@ -203,7 +205,7 @@ def _print_summary(exp: ExperimentPaths, records: list[JobRecord], stream) -> No
 def _launch_lock(exp: ExperimentPaths) -> Iterator[None]:
     """One launcher per experiment at a time: two would submit the same queued runs twice."""
     exp.root.mkdir(parents=True, exist_ok=True)
-    lock_path = exp.root / ".launch.lock"
+    lock_path = exp.root / LOCK_FILE
     with open(lock_path, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -231,5 +233,7 @@ def _start_background_launcher(exp: ExperimentPaths, tracked: dict[str, _Tracked
     with open(log_path, "ab") as log:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
+    # Name it in the lock file at once, so that `harness cancel` finds it even before it starts.
+    (exp.root / LOCK_FILE).write_text(str(process.pid))
     for t in tracked.values():
         t.record.extra.update(launcher_pid=process.pid, launcher_log=str(log_path))

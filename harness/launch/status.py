@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.launch.jobs import JobView, refresh, view_from_entry
+from harness.launch.launcher import LOCK_FILE
 from harness.launch.manifest import JobRecord, append_event, last_submission, latest_entries
 from harness.launch.state import (
     ACTIVE_STATES, CANCELLED, INTERRUPTED, NOT_SUBMITTED, UNKNOWN, format_metric, images_seen,
@@ -39,7 +40,7 @@ def launcher_pid(exp: ExperimentPaths) -> int | None:
     file instead of trying the lock keeps `status` from ever blocking a launcher.)
     """
     try:
-        text = (exp.root / ".launch.lock").read_text().strip()
+        text = (exp.root / LOCK_FILE).read_text().strip()
     except OSError:
         return None
     if not text.isdigit() or not _alive(int(text)):
