@@ -3,6 +3,7 @@ records it writes through the launcher, and the relaunch acceptance with a kille
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -21,13 +22,20 @@ TOTAL_NIMG = 200  # 4 steps of 50 images, a checkpoint every 100
 
 def test_debug_launch_of_the_real_training_job_writes_complete_records(tmp_path):
     spec = tiny_spec(tmp_path, seeds=(0,), variants=("edm",), total_nimg=TOTAL_NIMG)
-    (record,) = launch(spec, train_fn=None)  # None: harness.train.train
+    # None: harness.train.train, then the inline evaluation (harness.evaluate.evaluate_run)
+    out = io.StringIO()
+    (record,) = launch(spec, train_fn=None, evaluate_fn=None, stream=out)
     assert record.state == "completed" and record.nimg == TOTAL_NIMG
     paths = RunPaths(record.run_dir)
     assert json.loads(paths.done.read_text())["nimg"] == TOTAL_NIMG
     assert [t["nimg"] for t in read_metrics(paths)][-1] == TOTAL_NIMG
     assert [n for n, _ in paths.list_checkpoints()][-1] == TOTAL_NIMG
     assert (paths.root / "finished.json").exists() and not (paths.root / "error.json").exists()
+    (evaluation,) = read_jsonl(paths.evals)
+    assert (evaluation["nimg"], evaluation["metric"], evaluation["num_samples"]) == (TOTAL_NIMG, "fd-digits", 16)
+    value = f"{evaluation['value']:.4g}"
+    assert "fd-digits (sampler heun, NFE 35" in out.getvalue()
+    assert f"edm      {value} (1)" in out.getvalue()  # the closing table: variant × budget
     # A relaunch finds the run complete and submits nothing.
     (again,) = launch(spec, train_fn=None)
     assert again.state == "completed" and len(submitted_lines(tmp_path / "tiny")) == 1

@@ -147,6 +147,19 @@ class TrainJob(Checkpointable):
         return f"TrainJob(run_dir={str(self.run_dir)!r})"
 
 
+def evaluate_inline(run_dir: str | Path) -> Any:
+    """`harness.evaluate.evaluate_run` as the run's spec asks, on the training device (the GPU
+    unless `training.device` says cpu); evaluations already in evals.jsonl are not redone."""
+    import torch
+
+    from harness.evaluate import evaluate_run
+    from harness.specs import JobSpec
+
+    job = JobSpec.from_yaml(RunPaths(run_dir).spec)
+    use_cuda = job.training.device != "cpu" and torch.cuda.is_available()
+    return evaluate_run(run_dir, device="cuda" if use_cuda else "cpu")
+
+
 def clear_error(run_dir: str | Path) -> None:
     """Forget the failure of an earlier attempt (called when the run is submitted again)."""
     error_path(RunPaths(run_dir)).unlink(missing_ok=True)

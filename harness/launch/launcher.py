@@ -26,7 +26,7 @@ import submitit
 from harness.errors import HarnessError
 from harness.launch.display import Progress, ProgressRow, default_progress
 from harness.launch.executors import check_executor_kind, make_executor, resolve_resources
-from harness.launch.job import EvaluateFn, TrainFn, TrainJob, clear_error
+from harness.launch.job import EvaluateFn, TrainFn, TrainJob, clear_error, evaluate_inline
 from harness.launch.jobs import JobView, SubmititView, refresh, view_from_entry
 from harness.launch.manifest import JobRecord, append_event, last_submission, now_iso
 from harness.launch.results import metric_tables
@@ -92,14 +92,14 @@ def launch_experiment(spec: Any, *, executor_kind: str | None = None, out_root: 
 
 
 def default_evaluator(spec: Any) -> EvaluateFn | None:
-    """`harness.evaluate.evaluate_run` when the spec evaluates inline and it is available."""
+    """The inline evaluation (`harness.evaluate.evaluate_run`) when the spec asks for it."""
     if not spec.evaluation.inline:
         return None
     try:
-        from harness.evaluate import evaluate_run
+        from harness.evaluate import evaluate_run  # noqa: F401 - present in this installation?
     except ImportError:
         return None
-    return evaluate_run
+    return evaluate_inline
 
 
 # ------------------------------------------------------------------------------------- planning
