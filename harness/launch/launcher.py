@@ -75,7 +75,7 @@ def launch_experiment(spec: Any, *, executor_kind: str | None = None, out_root: 
         write_atomic(exp.spec, spec.to_yaml())
         executor = executor or make_executor(kind, exp.root / "submitit" / "%j", resources)
         evaluate_fn = evaluate_fn if evaluate_fn is not None else default_evaluator(spec)
-        tracked, queue = _plan(exp, jobs, kind, executor, train_fn, evaluate_fn)
+        tracked, queue = _plan(exp, jobs, kind, train_fn, evaluate_fn)
         limit = resources.max_concurrent if kind == "local" else len(queue)
         detach_launcher = not wait and kind == "local" and len(queue) > limit
         if not detach_launcher:
@@ -105,11 +105,12 @@ def default_evaluator(spec: Any) -> EvaluateFn | None:
 # ------------------------------------------------------------------------------------- planning
 
 
-def _plan(exp: ExperimentPaths, jobs: Sequence[Any], kind: str, executor: submitit.Executor,
-          train_fn: TrainFn | None, evaluate_fn: EvaluateFn | None
-          ) -> tuple[dict[str, _Tracked], deque[tuple[_Tracked, TrainJob]]]:
+def _plan(exp: ExperimentPaths, jobs: Sequence[Any], kind: str, train_fn: TrainFn | None,
+          evaluate_fn: EvaluateFn | None) -> tuple[dict[str, _Tracked], deque[tuple[_Tracked, TrainJob]]]:
     """Decide per job: skip (completed), watch (its job is live), or submit (queue)."""
     previous = last_submission(exp.manifest)
+    views = {job.run_id: view_from_entry(previous[job.run_id]) for job in jobs if job.run_id in previous}
+    refresh([v for v in views.values() if v is not None])  # one sacct for all, not one per job
     tracked: dict[str, _Tracked] = {}
     queue: deque[tuple[_Tracked, TrainJob]] = deque()
     for job in jobs:
@@ -117,8 +118,7 @@ def _plan(exp: ExperimentPaths, jobs: Sequence[Any], kind: str, executor: submit
         record = JobRecord(run_id=job.run_id, variant=job.variant, seed=job.seed,
                            overrides=dict(job.overrides), executor=kind, run_dir=paths.root,
                            total_nimg=int(round(job.training.duration_mimg * 1e6)))
-        entry = previous.get(job.run_id)
-        view = view_from_entry(entry) if entry else None
+        entry, view = previous.get(job.run_id), views.get(job.run_id)
         record.state = run_state(paths, view.state() if view else None, submitted=entry is not None)
         t = tracked[job.run_id] = _Tracked(record)
         if record.state in ACTIVE_STATES and view is not None:
