@@ -9,7 +9,7 @@ import pytest
 from harness.cli import main
 
 SMALL = ["bench", "--config", "small-digits", "--batch", "16", "--steps", "2", "--warmup", "1",
-         "--sample-batch", "8", "--sample-nfe", "3", "--device", "cpu"]
+         "--sample-batch", "8", "--sample-nfe", "3", "--device", "cpu", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -17,9 +17,13 @@ def bench_json():
     import contextlib
     import io
 
+    import torch
+
+    threads = torch.get_num_threads()
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main([*SMALL, "--json"]) == 0
+    assert torch.get_num_threads() == threads  # --threads is restored afterwards
     return json.loads(out.getvalue())
 
 
@@ -33,7 +37,7 @@ def test_bench_json_has_every_field_present_and_positive(bench_json):
     assert set(bench_json["train"]) == {"img_per_s", "ms_per_step", "peak_mem_gb",
                                         "gflop_per_img", "tflops"}
     assert bench_json["sample"]["nfe"] == 3 and bench_json["sample"]["batch"] == 8
-    assert bench_json["params"] > 0 and bench_json["threads"] > 0
+    assert bench_json["params"] > 0 and bench_json["threads"] == 1
 
 
 def test_bench_speed_fields_are_consistent(bench_json):

@@ -218,8 +218,24 @@ def run_bench(config: str = DEFAULT_CONFIG, *, batch: int | None = None, precisi
               compile: bool = False, channels_last: bool = False, fused: bool = False,
               device: str | None = None, warmup_steps: int = 3, steps: int = 10,
               sample: bool = True, sample_batch: int | None = None, sample_nfe: int = 35,
-              kind: str | None = None) -> dict:
+              kind: str | None = None, threads: int | None = None) -> dict:
     """Measure one configuration; returns a JSON-ready dict (see docs/benchmarks.md)."""
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _run_bench(config, batch=batch, precision=precision, compile=compile,
+                          channels_last=channels_last, fused=fused, device=device,
+                          warmup_steps=warmup_steps, steps=steps, sample=sample,
+                          sample_batch=sample_batch, sample_nfe=sample_nfe, kind=kind)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run_bench(config: str, *, batch: int | None, precision: str, compile: bool,
+               channels_last: bool, fused: bool, device: str | None, warmup_steps: int,
+               steps: int, sample: bool, sample_batch: int | None, sample_nfe: int,
+               kind: str | None) -> dict:
     from harness.nets import count_parameters
     from harness.specs import benchmark_key
 
@@ -264,11 +280,11 @@ def format_result(result: dict) -> str:
              f"{' compile' if result['compile'] else ''}"
              f"{' channels_last' if result['channels_last'] else ''} on {result['device_name']}",
              f"  train : {t['img_per_s']:9.1f} img/s  {t['ms_per_step']:9.1f} ms/step  "
-             f"peak {t['peak_mem_gb']:.2f} GB  {t['tflops']:.2f} TFLOP/s "
-             f"({t['gflop_per_img']:.2f} GFLOP/img)"]
+             f"peak {t['peak_mem_gb']:.2f} GB  {t['tflops']:.3g} TFLOP/s "
+             f"({t['gflop_per_img']:.3g} GFLOP/img)"]
     if "sample" in result:
         s = result["sample"]
         lines.append(f"  sample: {s['img_per_s']:9.1f} img/s  at {s['nfe']} NFE, batch "
-                     f"{s['batch']}  peak {s['peak_mem_gb']:.2f} GB  {s['tflops']:.2f} TFLOP/s")
+                     f"{s['batch']}  peak {s['peak_mem_gb']:.2f} GB  {s['tflops']:.3g} TFLOP/s")
     return "\n".join(lines)
 

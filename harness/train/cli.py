@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--fused", action="store_true", help="fused Adam")
     parser.add_argument("--kind", default=None, help="diffusion kind (default: the config's)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--steps", type=int, default=10, help="timed training steps")
     parser.add_argument("--sample-batch", type=int, default=None,
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
     from harness.train.bench import format_result, run_bench
 
-    for name in ("batch", "steps", "sample_batch", "sample_nfe"):
+    for name in ("batch", "steps", "sample_batch", "sample_nfe", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise HarnessError(f"--{name.replace('_', '-')}: {value} must be >= 1")
@@ -50,6 +52,6 @@ def run(args: argparse.Namespace) -> int:
                        compile=args.compile, channels_last=args.channels_last, fused=args.fused,
                        device=args.device, warmup_steps=args.warmup, steps=args.steps,
                        sample=not args.no_sample, sample_batch=args.sample_batch,
-                       sample_nfe=args.sample_nfe, kind=args.kind)
+                       sample_nfe=args.sample_nfe, kind=args.kind, threads=args.threads)
     print(json.dumps(result, indent=2) if args.json else format_result(result), flush=True)
     return 0
