@@ -263,6 +263,7 @@ def test_sigkill_after_the_first_checkpoint_then_rerun_matches_an_uninterrupted_
         assert_bitwise_equal(ours, theirs)
 
 
+@pytest.mark.slow  # two interpreter start-ups: about 20-30 s on the shared 2-core machine
 def test_sigterm_checkpoints_at_the_next_step_and_exits_75_for_requeue(long_reference, tmp_path):
     job, ref_dir = long_reference
     run_dir = tmp_path / "preempted"

@@ -18,6 +18,9 @@ from tests.test_train import BATCH, final_weights, tiny_job
 
 STEPS = 6
 
+# Spawning two interpreters plus two reference runs: 15-25 s on the shared 2-core machine.
+pytestmark = pytest.mark.slow
+
 
 def ddp_job(**training):
     # No dropout: torch's dropout masks depend on how the batch is split (docs/training.md).

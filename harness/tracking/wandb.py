@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import struct
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,11 +195,26 @@ def _item_key(item: Any) -> str:
     return item.key if item.key else "/".join(item.nested_key)
 
 
-def read_offline_run(path: str | Path) -> OfflineRun:
-    """Decode run identity, config, every history row and the summary of an offline run."""
+def read_offline_run(path: str | Path, *, wait_s: float = 30.0) -> OfflineRun:
+    """Decode run identity, config, every history row and the summary of an offline run.
+
+    wandb-core writes the log asynchronously: `run.finish()` can return before the records are
+    on disk (seen with wandb 0.31 on a busy machine). A finished run ends with an exit record,
+    so this waits up to `wait_s` seconds for one; after that it returns what is there
+    (`exit_code` None: the run is still going or was killed).
+    """
+    wandb_file = find_wandb_file(path)
+    deadline = time.monotonic() + wait_s
+    while True:
+        run = _decode(wandb_file)
+        if run.exit_code is not None or time.monotonic() >= deadline:
+            return run
+        time.sleep(0.05)
+
+
+def _decode(wandb_file: Path) -> OfflineRun:
     from wandb.proto import wandb_internal_pb2
 
-    wandb_file = find_wandb_file(path)
     run = OfflineRun(path=wandb_file)
     for payload in iter_wandb_payloads(wandb_file.read_bytes()):
         record = wandb_internal_pb2.Record()

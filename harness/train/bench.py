@@ -155,7 +155,7 @@ def bench_training(job: Any, device: torch.device, *, warmup_steps: int, steps: 
                             plan=loop.make_plan(job.training.batch, None, 0, 1),
                             total_nimg=10**12, data=data, augment=loop.make_augment(
                                 job.training.augment_p), tracker=MultiTracker([]))
-    state = loop._make_state(ctx)
+    state = loop.build_state(ctx)
     state.nimg = 10 * job.training.batch  # past lr 0 and EMA beta 0: a typical step
     for _ in range(warmup_steps):
         loop.train_step(ctx, state)

@@ -27,13 +27,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from harness.diffusion import is_fdm
 from harness.errors import HarnessError, SpecError
 from harness.records import RunPaths, collect_env, read_json, write_atomic, write_env, \
     write_json_atomic
 from harness.tracking import JsonlTracker, MultiTracker, ProgressTracker, Tracker
 from harness.train import distributed as ddp
 from harness.train.build import (
-    CompileFallback,
     build_denoiser,
     load_training_data,
     make_augment,
@@ -154,7 +154,7 @@ def train(job: Any, run_dir: str | Path, *, tracker: Tracker | None = None,
 def _train(job: Any, paths: RunPaths, env: ddp.DistEnv, device: torch.device,
            tracker: Tracker | None, stop: Callable[[], bool]) -> TrainResult:
     ctx = _make_context(job, paths, env, device, tracker)
-    state = _make_state(ctx)
+    state = build_state(ctx)
     _resume(ctx, state)
     if env.is_main:
         ctx.tracker.start(job.run_id, job.experiment, job.variant, _tracker_config(job))
@@ -259,7 +259,7 @@ def maybe_log(ctx: TrainContext, state: TrainState, stats: dict) -> None:
         "device_hours": _device_hours(state.wall_s, ctx.env), "kimg": state.nimg / 1e3,
         "ema_beta": stats["ema_beta"], "sec_per_step": elapsed / tick["steps"],
     }
-    if _is_fdm(ctx.job.diffusion.kind):
+    if is_fdm(ctx.job.diffusion.kind):
         record["weight_cap"] = stats["weight_cap"]
     if ctx.device.type == "cuda":
         record["peak_mem_gb"] = torch.cuda.max_memory_allocated(ctx.device) / 2**30
@@ -267,12 +267,6 @@ def maybe_log(ctx: TrainContext, state: TrainState, stats: dict) -> None:
         ctx.tracker.log(record, step=state.nimg)
     state.tick["last_loss"] = loss
     _start_tick(ctx, state)
-
-
-def _is_fdm(kind: str) -> bool:
-    from harness.diffusion import is_fdm
-
-    return is_fdm(kind)
 
 
 def _device_hours(wall_s: float, env: ddp.DistEnv) -> float:
@@ -444,7 +438,8 @@ def _make_context(job: Any, paths: RunPaths, env: ddp.DistEnv, device: torch.dev
                         tracker=MultiTracker([JsonlTracker(paths), *mirrors], required=1))
 
 
-def _make_state(ctx: TrainContext) -> TrainState:
+def build_state(ctx: TrainContext) -> TrainState:
+    """A fresh network, EMA, optimizer and scaler on the device, wrapped for DDP and compile."""
     t = ctx.t
     net = build_denoiser(ctx.job).to(ctx.device)
     if t.channels_last:
