@@ -28,6 +28,16 @@ from harness.evaluate.inception import (
 )
 from harness.evaluate.stats import feature_stats
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # On a shared 2-core machine, two torch threads per process make small kernels many times
+    # slower (they spin waiting for each other); one thread is the fast setting here.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 # torchvision's inception_v3 (aux classifier, 1000 classes) has 27,161,264 parameters (its
 # published num_params). The FID graph drops the aux head (conv0 128·768 + BN 2·128, conv1
 # 768·128·25 + BN 2·768, fc 768·1000 + 1000 = 3,326,696) and has a 1008-way fc instead of 1000.
@@ -91,7 +101,8 @@ def test_input_is_resized_to_299_and_scaled_to_minus_one_one():
     images = torch.stack([torch.zeros(1, 4, 4), torch.full((1, 4, 4), 255.0)]).to(torch.uint8)
     x = inception_input(images)
     assert x.shape == (2, 3, 299, 299)  # grey repeated to RGB
-    assert bool((x[0] == -1.0).all()) and bool((x[1] == 1.0).all())
+    assert torch.allclose(x[0], torch.tensor(-1.0), atol=1e-6, rtol=0)
+    assert torch.allclose(x[1], torch.tensor(1.0), atol=1e-6, rtol=0)
 
 
 def test_missing_weights_error_names_file_place_and_url(tmp_path, monkeypatch):

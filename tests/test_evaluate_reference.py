@@ -18,6 +18,16 @@ from harness.evaluate.reference import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # On a shared 2-core machine, two torch threads per process make small kernels many times
+    # slower (they spin waiting for each other); one thread is the fast setting here.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def digits_extractor():
     return load_classifier("digits")
@@ -34,7 +44,7 @@ def test_train_split_against_test_split_equals_the_recorded_floor(digits_referen
     test = load_dataset("digits", split="test", use_labels=False)
     score = score_features(digits_extractor.features(test.images), digits_reference)
     assert score.value == digits_reference.floor
-    assert score.kid == digits_reference.floor_kid
+    assert score.kid == pytest.approx(digits_reference.floor_kid, rel=1e-12)  # thread sums
     assert digits_reference.floor_num_images == 297 and digits_reference.floor > 0
     fields = digits_reference.record_fields()
     assert fields["reference"] == "digits/train" and fields["floor"] == digits_reference.floor
@@ -106,13 +116,13 @@ def test_a_published_npz_can_be_the_reference(tmp_path, digits_extractor, digits
         file_reference(tmp_path / "wrong.npz", digits_extractor)
 
 
-@pytest.mark.slow
-def test_mnist_floor_is_small_and_equals_train_against_test(tmp_path):
+def test_mnist_floor_equals_train_against_test_and_another_dataset_is_far_above(tmp_path):
+    # The first 5,000 images of each split keep this fast; the reference is computed the same way.
     extractor = load_classifier("mnist")
-    reference = dataset_reference("mnist", extractor, cache_dir=tmp_path)
-    test = load_dataset("mnist", split="test", use_labels=False)
-    score = score_features(extractor.features(test.images), reference)
-    assert score.value == reference.floor and reference.floor_num_images == 10_000
-    # A mismatched reference (Fashion-MNIST images in MNIST features) is far above the floor.
+    reference = dataset_reference("mnist", extractor, cache_dir=tmp_path, max_images=5000)
+    test = load_dataset("mnist", split="test", use_labels=False, max_images=5000)
+    score = score_features(extractor.features(test.images), reference, with_kid=False)
+    assert score.value == reference.floor and reference.floor_num_images == 5000
     fashion = load_dataset("fashion-mnist", split="test", use_labels=False, max_images=2000)
-    assert score_features(extractor.features(fashion.images), reference).value > 10 * reference.floor
+    far = score_features(extractor.features(fashion.images), reference, with_kid=False).value
+    assert far > 20 * reference.floor

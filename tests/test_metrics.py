@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 
 from harness.errors import DataError
 from harness.evaluate.frechet import frechet_distance
@@ -19,6 +20,16 @@ from harness.evaluate.stats import (
     polynomial_kernel,
     save_stats,
 )
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # On a shared 2-core machine, two torch threads per process make small kernels many times
+    # slower (they spin waiting for each other); one thread is the fast setting here.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def _features(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:
@@ -109,6 +120,13 @@ def test_kid_is_near_zero_for_one_distribution_and_grows_with_the_shift():
                for s in (0.25, 0.5, 1.0)]
     assert abs(same) < 0.2 * shifted[0]
     assert shifted[0] < shifted[1] < shifted[2]
+
+
+def test_kid_in_torch_float64_equals_kid_in_numpy():
+    x, y = _features(60, 5, 10), _features(50, 5, 11, shift=0.3)
+    numpy_value = kid(x, y, num_subsets=7, max_subset_size=40, seed=3, device=None)
+    torch_value = kid(x, y, num_subsets=7, max_subset_size=40, seed=3, device="cpu")
+    assert torch_value == pytest.approx(numpy_value, rel=1e-12)
 
 
 def test_kid_rejects_mismatched_feature_dimensions():

@@ -123,7 +123,7 @@ class Evaluator:
                                       batch=batch, device=self.device,
                                       grid_count=GRID_IMAGES if grid_path else 0,
                                       feature_chunk=feature_chunk)
-        score = score_features(generated.features, self.reference)
+        score = score_features(generated.features, self.reference, device=self.device)
         wall_s = time.perf_counter() - start
         rank, world_size = distributed_rank_and_size()
         if grid_path is not None and rank == 0 and generated.grid_images is not None:
