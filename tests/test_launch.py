@@ -300,10 +300,12 @@ def test_metric_table_pools_seeds_per_variant_and_budget(tmp_path):
     for variant, seed, values in [("a", 0, {100: 4.0, 200: 2.0}), ("a", 1, {100: 6.0}), ("b", 0, {200: 3.0})]:
         paths = RunPaths(tmp_path / f"{variant}{seed}")
         for nimg, value in values.items():
-            append_eval(paths, {"nimg": nimg, "metric": "fd", "value": value, "sampler": "euler", "nfe": 5})
+            append_eval(paths, {"nimg": nimg, "metric": "fd", "value": value, "sampler": "euler", "nfe": 5,
+                                "floor": 1.5})
         runs.append((variant, paths))
     (table,) = metric_tables(runs)
     lines = table.splitlines()
+    assert lines[0] == "fd (sampler euler, NFE 5; mean ± std over seeds (n); real-vs-real floor 1.5)"
     assert lines[1].split() == ["variant", "0.1", "kimg", "0.2", "kimg"]
     assert lines[2].split() == ["a", "5", "±", "1.4", "(2)", "2", "(1)"]  # mean 5, std sqrt(2)
     assert lines[3].split() == ["b", "3", "(1)"]

@@ -1,7 +1,8 @@
 """The closing table of a launch: the evaluated metric per variant and training budget.
 
 Read from each run's evals.jsonl only (records are the source of truth). Seeds of one variant
-are pooled: mean ± sample standard deviation over the seeds that reached that budget.
+are pooled: mean ± sample standard deviation over the seeds that reached that budget. Where the
+records carry it, the metric's real-versus-real floor is given beside it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def metric_tables(runs: Iterable[tuple[str, RunPaths]]) -> list[str]:
     # (metric, sampler, nfe) -> variant -> nimg -> values over seeds
     cells: dict[tuple, dict[str, dict[int, list[float]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list)))
+    floors: dict[tuple, list[float]] = defaultdict(list)  # real-vs-real value of the metric
     variants: list[str] = []
     for variant, paths in runs:
         if variant not in variants:
@@ -36,6 +38,8 @@ def metric_tables(runs: Iterable[tuple[str, RunPaths]]) -> list[str]:
         for record in read_evals(paths):
             key = (record["metric"], record.get("sampler", ""), record.get("nfe", ""))
             cells[key][variant][int(record["nimg"])].append(float(record["value"]))
+            if record.get("floor") is not None:
+                floors[key].append(float(record["floor"]))
     tables = []
     for (metric, sampler, nfe), by_variant in cells.items():
         budgets = sorted({nimg for per_nimg in by_variant.values() for nimg in per_nimg})
@@ -46,6 +50,9 @@ def metric_tables(runs: Iterable[tuple[str, RunPaths]]) -> list[str]:
             rows.append([variant] + [
                 f"{_mean_std(per_nimg[n])} ({len(per_nimg[n])})" if n in per_nimg else ""
                 for n in budgets])
-        title = f"{metric} (sampler {sampler}, NFE {nfe}; mean ± std over seeds (n))"
+        title = f"{metric} (sampler {sampler}, NFE {nfe}; mean ± std over seeds (n)"
+        if floors[(metric, sampler, nfe)]:
+            title += f"; real-vs-real floor {statistics.fmean(floors[(metric, sampler, nfe)]):.4g}"
+        title += ")"
         tables.append(title + "\n" + format_table(headers, rows))
     return tables
