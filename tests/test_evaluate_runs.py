@@ -251,3 +251,19 @@ def test_cli_errors_exit_2_naming_the_problem(tmp_path, run_copy, capsys):
     assert harness_main(["eval", str(run_copy), "--nfe", "9", "--metric", "fid-digits"]) == 2
     assert "did you mean" in capsys.readouterr().err
     assert not RunPaths(run_copy).evals.exists()
+
+
+def test_nfe_without_sampler_picks_the_spec_samplers_that_reach_it():
+    from harness.evaluate.plans import sampler_plan
+    from harness.specs import expand, load_experiment
+
+    job = expand(load_experiment(REPO / "experiments" / "digits.yaml"))[0]
+    assert [s.name for s in job.evaluation.samplers] == ["heun", "dpmpp_3s"]
+    assert sampler_plan(job, None, [9, 17, 35]) == [("heun", 9), ("heun", 17), ("heun", 35)]
+    assert sampler_plan(job, None, [10]) == [("dpmpp_3s", 10)]
+    assert sampler_plan(job, None, None) == [("heun", 9), ("heun", 17), ("heun", 35),
+                                             ("dpmpp_3s", 10), ("dpmpp_3s", 16)]
+    assert sampler_plan(job, ["euler"], [4]) == [("euler", 4)]
+    unreachable = r"none of the run's samplers .* reaches .*nearby: \[5, 7, 9\]"
+    with pytest.raises(HarnessError, match=unreachable):
+        sampler_plan(job, None, [8])

@@ -182,13 +182,24 @@ def sampler_plan(job: Any, samplers: Iterable[str] | None, nfe: Iterable[int] | 
     """(sampler, NFE) pairs: the spec's `evaluation.samplers` unless overridden.
 
     `samplers` picks sampler names; `nfe` replaces the NFE list of every picked sampler. A sampler
-    that the spec does not list needs `nfe`.
+    that the spec does not list needs `nfe`. `nfe` without `samplers` applies to the spec's
+    samplers that can reach every value (NFE 9, 17, 35 are Heun's; 10, 16 are DPM-Solver++(3S)'s).
     """
     listed = {s.name: tuple(s.nfe) for s in job.evaluation.samplers}
-    names = list(samplers) if samplers else list(listed)
+    nfe = tuple(int(v) for v in nfe) if nfe else ()
+    if samplers:
+        names = list(samplers)
+    elif nfe:
+        names = [name for name in listed if _reaches(name, nfe)]
+        if not names:
+            raise HarnessError(f"none of the run's samplers ({', '.join(listed)}) reaches every NFE "
+                               f"in {list(nfe)}; pick one with --sampler ("
+                               + "; ".join(_nearby(name, nfe) for name in listed) + ")")
+    else:
+        names = list(listed)
     pairs = []
     for name in names:
-        values = tuple(nfe) if nfe else listed.get(name)
+        values = nfe or listed.get(name)
         if not values:
             raise HarnessError(f"sampler '{name}' is not in the run's evaluation.samplers "
                                f"({', '.join(listed) or 'none'}); give --nfe for it")
@@ -196,6 +207,22 @@ def sampler_plan(job: Any, samplers: Iterable[str] | None, nfe: Iterable[int] | 
             steps_for_nfe(name, value)  # an unreachable NFE fails before any work is done
             pairs.append((name, int(value)))
     return pairs
+
+
+def _reaches(sampler: str, nfe: Sequence[int]) -> bool:
+    try:
+        return all(steps_for_nfe(sampler, value) for value in nfe)
+    except HarnessError:
+        return False
+
+
+def _nearby(sampler: str, nfe: Sequence[int]) -> str:
+    for value in nfe:
+        try:
+            steps_for_nfe(sampler, value)
+        except HarnessError as exc:
+            return str(exc)
+    return f"{sampler} reaches them"
 
 
 def list_snapshots(paths: RunPaths, which: str) -> list[tuple[int, Path]]:
