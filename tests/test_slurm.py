@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import submitit
 from submitit.core.utils import JobPaths
 
 from harness.cli import main
@@ -93,6 +94,24 @@ def test_time_limit_requeues_and_the_job_finishes_from_its_checkpoint(slurm_clus
     assert len(submitted_lines(tmp_path / "tiny")) == 1
     log = JobPaths(edm.log_folder, job_id=edm.job_id).stdout.read_text()
     assert "Requeued job" in log
+
+
+@pytest.mark.slow
+def test_preempted_job_is_requeued_and_a_relaunch_watches_it_to_the_end(slurm_cluster, tmp_path):
+    spec = slurm_spec(tmp_path, seeds=(0,), variants=("edm",))
+    slow = functools.partial(fake_train, step_s=2.0)
+    (record,) = launch(spec, train_fn=slow, wait=False)
+    paths = RunPaths(record.run_dir)
+    deadline = time.monotonic() + 60
+    while not paths.list_checkpoints() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert paths.list_checkpoints(), "no checkpoint within 60 s"
+    submitit.SlurmJob(folder=record.log_folder, job_id=record.job_id)._interrupt()  # SIGTERM + USR2
+    (again,) = launch(spec, train_fn=slow, poll_s=1.0)  # finds the requeued job and watches it
+    assert again.state == "completed" and again.job_id == record.job_id
+    starts = [a["start_nimg"] for a in read_jsonl(paths.root / "attempts.jsonl") if "start_nimg" in a]
+    assert len(starts) == 2 and starts[0] == 0 and starts[1] >= 100
+    assert len(submitted_lines(tmp_path / "tiny")) == 1
 
 
 def test_failing_job_shows_its_error_in_status(slurm_cluster, tmp_path, capsys):
