@@ -23,7 +23,6 @@ from harness.launch import (
     InProcessExecutor,
     Resources,
     TrainJob,
-    cancel_experiment,
     experiment_status,
     launch_experiment,
     load_profile,

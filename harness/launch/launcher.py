@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,13 +93,7 @@ def launch_experiment(spec: Any, *, executor_kind: str | None = None, out_root: 
 
 def default_evaluator(spec: Any) -> EvaluateFn | None:
     """The inline evaluation (`harness.evaluate.evaluate_run`) when the spec asks for it."""
-    if not spec.evaluation.inline:
-        return None
-    try:
-        from harness.evaluate import evaluate_run  # noqa: F401 - present in this installation?
-    except ImportError:
-        return None
-    return evaluate_inline
+    return evaluate_inline if spec.evaluation.inline else None
 
 
 # ------------------------------------------------------------------------------------- planning

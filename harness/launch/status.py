@@ -19,7 +19,7 @@ from harness.launch.state import (
     ACTIVE_STATES, CANCELLED, INTERRUPTED, NOT_SUBMITTED, UNKNOWN, format_metric, images_seen,
     last_metric, run_error, run_state,
 )
-from harness.records import ExperimentPaths, RunPaths
+from harness.records import ExperimentPaths
 
 QUEUED = "queued"
 
