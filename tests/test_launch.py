@@ -54,10 +54,10 @@ def tiny_spec(out_root: Path, *, executor: str = "debug", seeds=(0, 1), variants
         "dataset": {"name": "digits"},
         "network": {"arch": "small"},
         "training": {"duration_mimg": total_nimg / 1e6, "batch": 50, "lr": 1e-3, "tick_kimg": 0.05,
-                     "checkpoint_kimg": 0.1, "lr_rampup_mimg": 0.0},
+                     "checkpoint_kimg": 0.1, "lr_rampup_mimg": 0.0, "num_threads": 1},
         "variants": {name: VARIANTS[name] for name in variants},
         "seeds": list(seeds),
-        "evaluation": {"num_samples": 16, "inline": True},
+        "evaluation": {"num_samples": 16, "inline": True, "samplers": [{"name": "euler", "nfe": [4]}]},
         "launch": {"executor": executor, **launch},
         "tracking": {"wandb": {"mode": "disabled"}},
     })

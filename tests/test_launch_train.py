@@ -18,6 +18,7 @@ from harness.records import ExperimentPaths, RunPaths, read_jsonl, read_metrics
 from tests.test_launch import launch, submitted_lines, tiny_spec
 
 TOTAL_NIMG = 200  # 4 steps of 50 images, a checkpoint every 100
+LONG_NIMG = 2500  # 50 steps: seconds of training, long enough to be caught mid-run
 
 
 def test_debug_launch_of_the_real_training_job_writes_complete_records(tmp_path):
@@ -34,7 +35,7 @@ def test_debug_launch_of_the_real_training_job_writes_complete_records(tmp_path)
     (evaluation,) = read_jsonl(paths.evals)
     assert (evaluation["nimg"], evaluation["metric"], evaluation["num_samples"]) == (TOTAL_NIMG, "fd-digits", 16)
     value = f"{evaluation['value']:.4g}"
-    assert "fd-digits (sampler heun, NFE 35" in out.getvalue()
+    assert "fd-digits (sampler euler, NFE 4" in out.getvalue()
     assert f"edm      {value} (1)" in out.getvalue()  # the closing table: variant × budget
     # A relaunch finds the run complete and submits nothing.
     (again,) = launch(spec, train_fn=None)
@@ -43,7 +44,8 @@ def test_debug_launch_of_the_real_training_job_writes_complete_records(tmp_path)
 
 @pytest.mark.slow
 def test_relaunch_with_a_run_killed_in_between_ends_with_one_complete_run_per_job(tmp_path):
-    spec = tiny_spec(tmp_path, executor="local", seeds=(0,), max_concurrent=2, total_nimg=TOTAL_NIMG)
+    # 50 steps (a checkpoint every 2): the kill comes while the victim is still training.
+    spec = tiny_spec(tmp_path, executor="local", seeds=(0,), max_concurrent=2, total_nimg=LONG_NIMG)
     records = launch(spec, train_fn=None, wait=False)
     exp = ExperimentPaths(tmp_path / "tiny")
     victim = RunPaths(records[0].run_dir)
@@ -57,13 +59,13 @@ def test_relaunch_with_a_run_killed_in_between_ends_with_one_complete_run_per_jo
     records = launch(spec, train_fn=None, poll_s=0.5)
     assert {r.state for r in records} == {"completed"}
     assert sorted(p.run_id for p in exp.list_runs()) == sorted(r.run_id for r in records)
-    assert all(r.nimg == TOTAL_NIMG for r in records)
+    assert all(r.nimg == LONG_NIMG for r in records)
     env = json.loads(victim.env.read_text())
     assert len(env["previous_starts"]) == 1  # trained in two starts: the second one resumed
     # Resumed, not restarted: the ticks up to the checkpoint were written once, by the first start.
     ticks = [line["nimg"] for line in read_jsonl(victim.metrics)]
     before = [n for n in ticks if n <= resume_nimg]
-    assert 0 < resume_nimg < TOTAL_NIMG and len(before) == len(set(before)) == resume_nimg // 50
+    assert 0 < resume_nimg < LONG_NIMG and len(before) == len(set(before)) == resume_nimg // 50
     per_run: dict[str, int] = {}
     for line in submitted_lines(exp.root):
         per_run[line["run_id"]] = per_run.get(line["run_id"], 0) + 1
@@ -81,7 +83,7 @@ def _kill_job(controller_pid: int) -> None:
 
 @pytest.mark.slow
 def test_detached_local_launch_feeds_jobs_from_a_background_launcher_that_cancel_stops(tmp_path):
-    spec = tiny_spec(tmp_path, executor="local", seeds=(0,), max_concurrent=1, total_nimg=2000)
+    spec = tiny_spec(tmp_path, executor="local", seeds=(0,), max_concurrent=1, total_nimg=40 * LONG_NIMG)
     records = launch(spec, train_fn=None, wait=False)  # 2 jobs, 1 slot: a background launcher
     assert {r.state for r in records} == {"queued"}
     launcher = records[0].extra["launcher_pid"]
