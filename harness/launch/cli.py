@@ -35,19 +35,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.launch.executors import check_executor_kind, resolve_resources
+    from harness.launch.executors import check_executor_kind
     from harness.launch.launcher import launch_experiment
-    from harness.specs import check_dataset, dry_run_table, expand, load_experiment
+    from harness.specs import dry_run_table, expand, load_experiment
 
     spec = load_experiment(args.spec, args.overrides)
     kind = args.executor or spec.launch.executor
     if args.dry_run:
         print(dry_run_table(spec, expand(spec)))
         return 0
-    # Everything that can be wrong is checked before launch_experiment creates a directory.
+    # launch_experiment checks everything (profile, dataset file, executor) before it creates a
+    # directory; the executor is checked here first only to name the flag when it came from one.
     check_executor_kind(kind, field_name="--executor" if args.executor else "launch.executor")
-    resolve_resources(spec.launch, kind)
-    check_dataset(spec.dataset, "all")
     records = launch_experiment(spec, executor_kind=kind, out_root=args.out, wait=not args.detach)
     if args.detach:
         _print_detached(records)
