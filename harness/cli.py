@@ -17,8 +17,6 @@ from harness.errors import HarnessError
 COMMAND_MODULES = [
     "harness.launch.cli",     # run, status, cancel
     "harness.evaluate.cli",   # eval
-    "harness.tune.cli",       # tune
-    "analysis.cli",           # report
     "harness.data.cli",       # data prepare
     "harness.train.cli",      # bench
 ]
@@ -35,13 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # a real missing dependency inside the module
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 
