@@ -34,7 +34,7 @@ def xavier_uniform_(
         if weight.device.type == "cpu":
             weight.uniform_(-bound, bound, generator=generator)
         else:  # the generator lives on the CPU: draw there, then copy
-            weight.copy_(torch.empty(weight.shape).uniform_(-bound, bound, generator=generator))
+            weight.copy_(torch.empty(weight.shape, device="cpu").uniform_(-bound, bound, generator=generator))
 
 
 class Linear(nn.Module):
@@ -195,7 +195,7 @@ class FourierEmbedding(nn.Module):
     def reset_parameters(self, generator: torch.Generator) -> None:
         if self.freqs.is_meta:
             return
-        draw = torch.randn(self.freqs.shape, generator=generator, dtype=torch.float32)
+        draw = torch.randn(self.freqs.shape, generator=generator, dtype=torch.float32, device="cpu")
         self.freqs.copy_(draw * self.scale)
 
     def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
