@@ -9,13 +9,14 @@ Parameter names are EDM's, so the loaded state dict is the one these tests build
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.nets import build_backbone
+from harness.nets import Denoiser, build_backbone, load_edm_state_dict
 
 TINY = dict(img_resolution=16, img_channels=3, model_channels=16, channel_mult=[1, 2], num_blocks=1,
             attn_resolutions=[8], dropout=0.1)
@@ -42,6 +43,17 @@ GOLDEN = {
     "skip-skip-tiny": (-142.244261, 1114.1642, -0.477683425, -0.825110912, -0.352732569, 0.20103091, -0.190038174),
     "ddpmpp-28px": (130.194306, 775.506013, 0.209361196, 0.153556153, 0.316961229, -0.191947043, 0.381171405),
     "ddpmpp-cifar10": (13.5708007, 1402.39923, -0.383819699, -0.538107574, -0.215775013, 0.140244961, 0.335052311),
+}
+
+
+# EDM SongUNet's state dict without its resampling-filter buffers: (number of entries, first 16 hex
+# digits of sha256 over the sorted "name:shape" lines).
+EDM_STATE_DICT_LAYOUT = {
+    "ddpmpp-tiny": (145, "49684a0efb355843"),
+    "ncsnpp-tiny": (148, "a25cebc626f9290b"),
+    "skip-skip-tiny": (213, "38212609abad069a"),
+    "ddpmpp-28px": (200, "0b9449ff854c18dc"),
+    "ddpmpp-cifar10": (419, "06f9109645925f65"),
 }
 
 
@@ -96,3 +108,42 @@ def test_backbone_matches_edm_songunet_output(name):
 
 def test_paper_cifar10_network_matches_edm_songunet_output():
     _check("ddpmpp-cifar10", batch=1)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_state_dict_names_and_shapes_are_edms(name):
+    with torch.device("meta"):
+        net = build_backbone(**CONFIGS[name])
+    lines = sorted(f"{k}:{tuple(v.shape)}" for k, v in net.state_dict().items())
+    digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+    assert (len(lines), digest) == EDM_STATE_DICT_LAYOUT[name]
+
+
+def test_an_edm_preconditioner_state_dict_loads_into_a_denoiser():
+    source = make_net("ncsnpp-tiny")
+    edm_style = {f"model.{k}": v for k, v in source.state_dict().items()}
+    edm_style["model.enc.8x8_down.conv0.resample_filter"] = torch.ones(1, 1, 4, 4) / 64  # EDM's derived buffer
+    target = Denoiser(build_backbone(**CONFIGS["ncsnpp-tiny"], generator=torch.Generator().manual_seed(9)),
+                      kind="ve", label_dim=10).eval()
+    load_edm_state_dict(target, edm_style)
+    x, c_noise, labels, augment = make_inputs("ncsnpp-tiny")
+    with torch.no_grad():
+        assert torch.equal(target.model(x, c_noise, labels, augment), source(x, c_noise, labels, augment))
+    del edm_style["model.map_layer0.bias"]
+    with pytest.raises(RuntimeError, match="map_layer0.bias"):
+        load_edm_state_dict(target, edm_style)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bf16_channels_last_on_gpu_stays_close_to_fp32():
+    net = make_net("ddpmpp-tiny").cuda()
+    x, c_noise, labels, augment = (t.cuda() for t in make_inputs("ddpmpp-tiny"))
+    with torch.no_grad():
+        reference = net(x, c_noise, labels, augment)
+        net = net.to(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            low = net(x.contiguous(memory_format=torch.channels_last), c_noise, labels, augment)
+    assert low.dtype == torch.bfloat16
+    error = (low.float() - reference).abs().mean() / reference.abs().mean()
+    assert error < 0.02

@@ -161,3 +161,14 @@ def _check_arch_kwargs(kwargs: dict[str, Any], img_resolution: int) -> None:
         if res not in resolutions:
             raise SpecError("attn_resolutions", f"{res} is not a resolution of this network; "
                                                 f"valid: {', '.join(map(str, resolutions))}")
+
+
+def load_edm_state_dict(module: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+    """Load weights saved by EDM / FDM (a SongUNet's, or a preconditioner's with the backbone
+    under `model.`, which is also where `Denoiser` keeps it) into `module`, strictly.
+
+    EDM stores each resampling filter as a buffer derived from the filter list; those keys are
+    dropped, every other key must match in name and shape.
+    """
+    kept = {k: v for k, v in state_dict.items() if not k.endswith("resample_filter")}
+    module.load_state_dict(kept, strict=True)
