@@ -80,10 +80,14 @@ def test_two_tasks_per_node_train_one_run_data_parallel(slurm_cluster, tmp_path)
 
 @pytest.mark.slow
 def test_time_limit_requeues_and_the_job_finishes_from_its_checkpoint(slurm_cluster, tmp_path):
-    # 8 steps of 4 s against a 1-minute limit: SLURM's USR2 (20-27 s after the start on this
-    # cluster) stops the loop at a checkpoint; the requeued job resumes there and finishes.
-    spec = slurm_spec(tmp_path, seeds=(0,), variants=("edm",), timeout_min=1, signal_delay_s=30)
-    slow = functools.partial(fake_train, step_s=4.0)
+    # 8 steps of 7 s against a 1-minute limit. slurmctld checks time limits every 30 s and sends
+    # the warning signal up to that much early (sbatch(1): "may be sent up to 60 seconds earlier
+    # than specified"), so USR2@10 arrives between 20 s and 50 s after the start: never before
+    # Python has installed submitit's handler (a USR2@30 once came 1 s after the start and killed
+    # the job while it was still importing), and always before the job could finish. The
+    # requeued job resumes at its checkpoint (possibly requeued once more) and finishes.
+    spec = slurm_spec(tmp_path, seeds=(0,), variants=("edm",), timeout_min=1, signal_delay_s=10)
+    slow = functools.partial(fake_train, step_s=7.0)
     (edm,) = launch(spec, train_fn=slow, poll_s=1.0)
     assert edm.state == "completed"
     attempts = read_jsonl(Path(edm.run_dir) / "attempts.jsonl")
