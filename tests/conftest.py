@@ -34,3 +34,15 @@ def slurm_cluster() -> str:
     if reason:
         pytest.skip(reason)
     return os.environ.get("SLURM_CONF", "")
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test. On a shared 2-core machine two threads per process make
+    small kernels many times slower (they spin waiting for each other)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

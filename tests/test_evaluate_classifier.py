@@ -23,15 +23,8 @@ from harness.evaluate.classifier import (
 from harness.evaluate.inception import file_sha256
 from harness.evaluate.metrics import make_extractor, resolve_metric
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # On a shared 2-core machine, two torch threads per process make small kernels many times
-    # slower (they spin waiting for each other); one thread is the fast setting here.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 # Accuracy each committed classifier must reach on its dataset's full test split.
 REQUIRED_ACCURACY = {"mnist": 0.98, "fashion-mnist": 0.88, "digits": 0.95}

@@ -28,15 +28,8 @@ from harness.evaluate.inception import (
 )
 from harness.evaluate.stats import feature_stats
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # On a shared 2-core machine, two torch threads per process make small kernels many times
-    # slower (they spin waiting for each other); one thread is the fast setting here.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 # torchvision's inception_v3 (aux classifier, 1000 classes) has 27,161,264 parameters (its
 # published num_params). The FID graph drops the aux head (conv0 128·768 + BN 2·128, conv1

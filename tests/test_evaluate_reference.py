@@ -17,15 +17,7 @@ from harness.evaluate.reference import (
     reference_key,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # On a shared 2-core machine, two torch threads per process make small kernels many times
-    # slower (they spin waiting for each other); one thread is the fast setting here.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 @pytest.fixture(scope="module")

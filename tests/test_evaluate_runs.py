@@ -33,6 +33,8 @@ from harness.evaluate.generate import (
 from harness.evaluate.plans import evaluate_checkpoint, evaluate_run, list_snapshots
 from harness.records import RunPaths, read_jsonl, read_metrics
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
+
 REPO = Path(__file__).resolve().parents[1]
 TINY_RUN = ["training.duration_mimg=0.000512", "training.batch=64", "training.snapshot_kimg=0.256",
             "training.checkpoint_kimg=0.256", "training.tick_kimg=0.128",
@@ -64,15 +66,6 @@ def run_copy(tiny_run, tmp_path) -> Path:
     target = tmp_path / tiny_run.name
     shutil.copytree(tiny_run, target)
     return target
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The small network is many times slower with two threads on a shared 2-core machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 # ---------------------------------------------------------------------------- seeds and splits

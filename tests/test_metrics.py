@@ -6,7 +6,6 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 
 from harness.errors import DataError
 from harness.evaluate.frechet import frechet_distance
@@ -21,15 +20,7 @@ from harness.evaluate.stats import (
     save_stats,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # On a shared 2-core machine, two torch threads per process make small kernels many times
-    # slower (they spin waiting for each other); one thread is the fast setting here.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def _features(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:

@@ -148,7 +148,6 @@ def test_all_checkpoints_unreadable_is_an_error_not_a_silent_restart(tmp_path):
 
 
 def test_a_checkpoint_of_another_format_version_is_refused(tmp_path):
-    paths = RunPaths(tmp_path)
     old = {**_checkpoint(64), "format_version": 0}
     torch.save(old, tmp_path / "old.pt")
     with pytest.raises(CheckpointError, match="format version 0"):
