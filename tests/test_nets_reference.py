@@ -10,13 +10,13 @@ Parameter names are EDM's, so the loaded state dict is the one these tests build
 from __future__ import annotations
 
 import hashlib
-import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from harness.nets import Denoiser, build_backbone, load_edm_state_dict
+from tests.test_nets import randomize_
 
 TINY = dict(img_resolution=16, img_channels=3, model_channels=16, channel_mult=[1, 2], num_blocks=1,
             attn_resolutions=[8], dropout=0.1)
@@ -60,17 +60,7 @@ EDM_STATE_DICT_LAYOUT = {
 def make_net(name: str) -> torch.nn.Module:
     """Build, then overwrite every parameter with seeded N(0, 1/fan_in) draws (norm scales ~1)."""
     net = build_backbone(generator=torch.Generator().manual_seed(0), **CONFIGS[name])
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for pname, p in sorted(net.named_parameters()):
-            z = torch.randn(p.shape, generator=g)
-            if p.ndim >= 2:
-                p.copy_(z / math.sqrt(p[0].numel()))
-            elif "norm" in pname and pname.endswith("weight"):
-                p.copy_(1 + 0.1 * z)
-            else:
-                p.copy_(0.1 * z)
-    return net.eval()
+    return randomize_(net, seed=1).eval()
 
 
 def make_inputs(name: str, batch: int = 2) -> tuple[torch.Tensor, ...]:
