@@ -43,12 +43,17 @@ class TrainTick:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_record(self) -> dict:
-        record = asdict(self)
-        extra = record.pop("extra")
-        clash = set(extra) & set(record)
-        if clash:
-            raise ValueError(f"extra metrics may not reuse the names {sorted(clash)}")
-        return {**record, **extra}
+        return _flatten_extra(self)
+
+
+def _flatten_extra(record_obj) -> dict:
+    """The dataclass as one flat JSON line: its fields, then `extra`, which may not shadow a field."""
+    record = asdict(record_obj)
+    extra = record.pop("extra")
+    clash = set(extra) & set(record)
+    if clash:
+        raise ValueError(f"extra metrics may not reuse the names {sorted(clash)}")
+    return {**record, **extra}
 
 
 @dataclass(frozen=True)
@@ -71,9 +76,7 @@ class EvalRecord:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_record(self) -> dict:
-        record = asdict(self)
-        extra = record.pop("extra")
-        return {**record, **extra}
+        return _flatten_extra(self)
 
 
 def append_tick(paths: RunPaths, tick: TrainTick | Mapping[str, Any]) -> None:
